@@ -1,8 +1,8 @@
 """A pygeoapi configured with the MongoDB manager, for the tests.
 
-``write_config`` writes a pygeoapi configuration and OpenAPI document
-that use the MongoDB manager, the ``hello-world`` process and the
-``echo`` test process. ``flask_client`` imports pygeoapi's Flask app on
+``write_config`` writes the quick start's pygeoapi configuration (see
+serve.py), with the ``echo`` test process added, and its OpenAPI
+document. ``flask_client`` imports pygeoapi's Flask app on
 them and returns its test client, so requests go through pygeoapi's own
 routes and API functions of the installed release. The Flask app reads
 its configuration once per process, at import.
@@ -23,63 +23,9 @@ import yaml
 import pygeoapi
 from pygeoapi.util import yaml_load
 
-CONFIG_TEMPLATE = """\
-server:
-  bind: {host: 127.0.0.1, port: 5000}
-  url: http://127.0.0.1:5000
-  mimetype: application/json; charset=UTF-8
-  encoding: utf-8
-  gzip: false
-  language: en-US
-  languages: [en-US]
-  cors: false
-  pretty_print: false
-  limit: 10
-  limits: {default_items: 10, max_items: 50}
-  map:
-    url: https://tile.openstreetmap.org/{z}/{x}/{y}.png
-    attribution: OpenStreetMap
-  manager:
-    name: MongoDB
-    connection: ${PYGEOAPI_MONGODB_URI}
-    database: DATABASE
-    lease_seconds: LEASE
-logging:
-  level: ERROR
-metadata:
-  identification:
-    title: MongoDB manager tests
-    description: pygeoapi with the MongoDB process manager
-    keywords: [test]
-    keywords_type: theme
-    terms_of_service: https://creativecommons.org/licenses/by/4.0/
-    url: https://example.org
-  license:
-    name: CC-BY 4.0 license
-    url: https://creativecommons.org/licenses/by/4.0/
-  provider:
-    name: Tests
-    url: https://example.org
-  contact:
-    name: Tests
-    position: Tests
-    address: none
-    city: none
-    stateorprovince: none
-    postalcode: none
-    country: none
-    phone: none
-    fax: none
-    email: none@example.org
-    url: https://example.org
-    hours: none
-    instructions: none
-    role: pointOfContact
-resources:
-  hello-world:
-    type: process
-    processor:
-      name: HelloWorld
+from serve import config_text
+
+ECHO_RESOURCE = """\
   echo:
     type: process
     processor:
@@ -99,8 +45,8 @@ def write_config(folder: Path, database: str, lease_seconds: float = 60,
     :returns: the configuration file
     """
 
-    text = CONFIG_TEMPLATE.replace('DATABASE', database).replace(
-        'LEASE', str(lease_seconds))
+    text = config_text(database=database,
+                       lease_seconds=lease_seconds) + ECHO_RESOURCE
     if output_dir is not None:
         text = text.replace('    name: MongoDB\n',
                             f'    name: MongoDB\n'

@@ -24,7 +24,6 @@ RAISES_NOT_FOUND = RELEASE >= (0, 16)
 def execute(manager, inputs: dict, is_async: bool = False) -> str:
     """Execute the echo process with ``inputs``; return the job id."""
 
-    manager.processes.setdefault('echo', ECHO)
     if RELEASE < (0, 15):
         job_id = str(uuid.uuid1())
         processor = load_plugin('process', ECHO['processor'])
@@ -38,6 +37,8 @@ def execute(manager, inputs: dict, is_async: bool = False) -> str:
         processor = load_plugin('process', ECHO['processor'])
         result = manager.execute_process(processor, inputs, mode)
     else:
+        # From 0.16 the manager loads processes from its own config.
+        manager.processes.setdefault('echo', ECHO)
         result = manager.execute_process('echo', inputs, mode)
     return result[0]
 

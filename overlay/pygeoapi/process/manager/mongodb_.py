@@ -37,6 +37,9 @@ between releases is detected once, at import:
 
 - from 0.16, unknown jobs raise ``JobNotFoundError``; before, ``get_job``
   returns ``None`` and ``delete_job`` returns ``False``;
+- from 0.17, ``execute_process`` adds the job before the execution
+  handler runs; before, the handler adds it, in the job's own thread
+  when the job is asynchronous;
 - from 0.18, ``get_jobs`` pages and returns ``{'jobs', 'numberMatched'}``;
   before, it returns the whole list;
 - from 0.20, the time keys are ``created``, ``started``, ``updated`` and
@@ -91,6 +94,7 @@ def _release() -> Tuple[int, int]:
 
 RELEASE = _release()
 PAGED_GET_JOBS = RELEASE >= (0, 18)
+ADDS_JOB_BEFORE_HANDLER = RELEASE >= (0, 17)
 if RELEASE >= (0, 20):
     START_KEY, END_KEY, UPDATED_KEY = 'started', 'finished', 'updated'
 else:
@@ -333,9 +337,14 @@ class JobStore:
         return _utcnow() + timedelta(seconds=self.settings.lease_seconds)
 
     def add_lease(self, job_id: str) -> None:
-        self.leases.replace_one({'_id': job_id},
-                                {'expires': self.lease_expiry()},
-                                upsert=True)
+        expires = self.lease_expiry()
+        try:
+            self.leases.insert_one({'_id': job_id, 'expires': expires})
+        except DuplicateKeyError:
+            # A sweep of another process saw the job first and gave it
+            # a lease.
+            self.leases.update_one({'_id': job_id},
+                                   {'$set': {'expires': expires}})
 
     def end_lease(self, job_id: str) -> None:
         self.disown(job_id)
@@ -360,10 +369,11 @@ class JobStore:
             'identifier', {'status': {'$in': ACTIVE_STATUSES}})
         leased = set(self.leases.distinct('_id', {'_id': {'$in': active}}))
         for job_id in set(active) - leased:
-            self.leases.update_one(
-                {'_id': job_id},
-                {'$setOnInsert': {'expires': self.lease_expiry()}},
-                upsert=True)
+            try:
+                self.leases.insert_one(
+                    {'_id': job_id, 'expires': self.lease_expiry()})
+            except DuplicateKeyError:
+                pass  # its process, or another sweep, added it meanwhile
 
         expired = self.leases.distinct('_id', {'expires': {'$lt': now}})
         if expired:
@@ -462,6 +472,11 @@ class JobStore:
 _STORES: Dict[tuple, JobStore] = {}
 _STORES_LOCK = threading.Lock()
 _CURRENT = threading.local()  # the job that this thread executes
+
+# Before 0.17, jobs whose async handler waits for add_job in the thread
+# it started, by identifier.
+_PENDING_ADDS: Dict[str, threading.Event] = {}
+_PENDING_LOCK = threading.Lock()
 
 
 def stores() -> list:
@@ -745,6 +760,10 @@ class MongoDBManager(BaseManager):
         if document.get('status') in ACTIVE_STATUSES:
             store.own(job_id)
             self._call(store.add_lease, f'lease of job {job_id!r}', job_id)
+        with _PENDING_LOCK:
+            added = _PENDING_ADDS.get(job_id)
+        if added is not None:
+            added.set()
         return job_id
 
     def update_job(self, job_id: str, update_dict: dict) -> bool:
@@ -909,6 +928,36 @@ class MongoDBManager(BaseManager):
                    f'upload of the result of job {job_id!r}',
                    filename, io.BytesIO(data),
                    metadata={'identifier': job_id})
+
+    def _execute_handler_async(self, p, job_id, *args, **kwargs):
+        """
+        Run pygeoapi's asynchronous execution handler for one job
+
+        Before pygeoapi 0.17 the job is added by the thread that runs it,
+        so a client could get 404 for the job that the 201 response has
+        just announced. This waits until that thread has added the job,
+        at most ``timeout_seconds``.
+
+        :returns: what pygeoapi's handler returns
+        """
+
+        if ADDS_JOB_BEFORE_HANDLER:
+            return super()._execute_handler_async(p, job_id, *args,
+                                                  **kwargs)
+        added = threading.Event()
+        job_id_text = self._identifier(job_id)
+        with _PENDING_LOCK:
+            _PENDING_ADDS[job_id_text] = added
+        try:
+            response = super()._execute_handler_async(p, job_id, *args,
+                                                      **kwargs)
+            if not added.wait(self.settings.timeout_seconds):
+                LOGGER.warning(f'Job {job_id_text!r} was not added within '
+                               f'{self.settings.timeout_seconds:g} s')
+            return response
+        finally:
+            with _PENDING_LOCK:
+                _PENDING_ADDS.pop(job_id_text, None)
 
     def _execute_handler_sync(self, p, job_id, *args, **kwargs):
         """
