@@ -45,6 +45,8 @@ ROOT = Path(__file__).resolve().parent
 OVERLAY_DIR = ROOT / 'overlay'
 PATCHES_DIR = ROOT / 'patches'
 MANIFEST_NAME = 'manifest.toml'
+# Bumped when the way a repository is built from an sdist changes.
+SDIST_REPOS = 'sdist-repos-2'
 CACHE_DIR = Path(os.environ.get(
     'XDG_CACHE_HOME', Path.home() / '.cache')) / 'pygeoapi-mongodb-manager'
 
@@ -156,7 +158,7 @@ def sdist_repository(version):
             f'{version!r}, because branches and commits need a git '
             f'source') from None
 
-    repository = CACHE_DIR / 'sdist-repos' / version
+    repository = CACHE_DIR / SDIST_REPOS / version
     if (repository / '.git').is_dir():
         return repository
 
@@ -170,6 +172,12 @@ def sdist_repository(version):
         with tarfile.open(archive) as tar:
             tar.extractall(workspace, filter='data')
         [tree] = [path for path in workspace.iterdir() if path.is_dir()]
+
+        # setuptools writes *.egg-info anew on every pip install, so it
+        # is left out like in pygeoapi's repository, where it is ignored.
+        for egg_info in tree.glob('*.egg-info'):
+            shutil.rmtree(egg_info)
+        (tree / '.gitignore').write_text('*.egg-info/\nbuild/\n')
         repo = git.Repo.init(tree)
         with repo.config_writer() as config:
             config.set_value('user', 'name', 'apply.py')
@@ -378,6 +386,16 @@ def file_digest(path):
         return None
 
 
+# Untracked files that `pip install CHECKOUT` writes into the checkout.
+# A checkout built from an sdist has no .gitignore to hide them.
+BUILD_PRODUCT_PATTERN = re.compile(
+    r'^(build|dist|\.eggs)/|(^|/)[^/]+\.egg-info/|(^|/)__pycache__/')
+
+
+def is_build_product(path):
+    return BUILD_PRODUCT_PATTERN.search(path) is not None
+
+
 def foreign_changes(repo, state):
     """List changed paths of the work tree that apply.py did not write."""
 
@@ -386,7 +404,8 @@ def foreign_changes(repo, state):
 
     changed = {diff.a_path for diff in repo.index.diff(None)}
     changed |= {diff.a_path for diff in repo.index.diff('HEAD')}
-    changed |= set(repo.untracked_files)
+    changed |= {path for path in repo.untracked_files
+                if not is_build_product(path)}
     changed -= missing_blobs(repo)
 
     recorded = (state or {}).get('files', {})
