@@ -208,11 +208,15 @@ def wait_until_ready(url: str, process: subprocess.Popen) -> None:
                      f'{READY_TIMEOUT} s')
 
 
-def serve(python: Path, config: Path, openapi: Path, args) -> int:
-    """Serve pygeoapi until Ctrl-C or SIGTERM; return gunicorn's code."""
+def stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt
 
-    stop = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+
+def serve(python: Path, config: Path, openapi: Path, args) -> int:
+    """Serve pygeoapi until Ctrl-C or SIGTERM; return the exit code."""
+
+    # SIGTERM stops it the way Ctrl-C does, so both servers are stopped.
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     with mongodb_server.provide_server() as uri:
         env = dict(os.environ, PYGEOAPI_CONFIG=str(config),
                    PYGEOAPI_OPENAPI=str(openapi),
@@ -232,14 +236,17 @@ def serve(python: Path, config: Path, openapi: Path, args) -> int:
                   f'-d \'{{"inputs": {{"name": "World"}}}}\' '
                   f'{base_url}/processes/hello-world/execution -i\n'
                   f'Ctrl-C stops it.', flush=True)
-            signal.sigwait(stop)
+            return gunicorn.wait()
+        except KeyboardInterrupt:
+            print('stopping', flush=True)
+            return 0
         finally:
             gunicorn.terminate()
             try:
-                return gunicorn.wait(timeout=30)
+                gunicorn.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 gunicorn.kill()
-                return gunicorn.wait()
+                gunicorn.wait()
 
 
 def main(argv=None) -> int:
