@@ -241,12 +241,7 @@ def serve(python: Path, config: Path, openapi: Path, args) -> int:
             print('stopping', flush=True)
             return 0
         finally:
-            gunicorn.terminate()
-            try:
-                gunicorn.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                gunicorn.kill()
-                gunicorn.wait()
+            mongodb_server.stop_process(gunicorn, timeout=30)
 
 
 def main(argv=None) -> int:

@@ -5,15 +5,20 @@ manager, so each release's own checks and status codes apply.
 """
 
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.parse
 import uuid
+from pathlib import Path
 
 import pytest
 
 from tests.app import execute, job_id_of, wait_for_job
 from tests.helpers import RELEASE, job_metadata, wait_for_threads
 
+ROOT = Path(__file__).resolve().parent.parent
 HOSTILE_PATHS = [
     urllib.parse.quote('{"$ne": null}', safe=''),
     urllib.parse.quote('{"$gt": ""}', safe=''),
@@ -182,3 +187,39 @@ def test_delete_running_job_via_api(client, app_jobs, tmp_path):
     assert app_jobs.count_documents({}) == 0
     assert app_jobs.database['job_results.files'].count_documents(
         {'metadata.identifier': job_id}) == 0
+
+
+UNREACHABLE_CLIENT = '''
+import json, sys, time
+from pathlib import Path
+from tests.app import flask_client
+client = flask_client(Path(sys.argv[1]))
+client.application.config['PROPAGATE_EXCEPTIONS'] = False
+started = time.monotonic()
+response = client.get('/jobs/some-job?f=json')
+print(json.dumps([response.status_code, time.monotonic() - started]))
+'''
+
+
+def test_unreachable_server_is_5xx_not_404(tmp_path, mongodb_uri):
+    from tests.app import write_config
+    config = write_config(tmp_path, 'unreachable')
+    config.write_text(config.read_text().replace(
+        '    lease_seconds:', '    timeout_seconds: 0.5\n    lease_seconds:'))
+    environment = dict(os.environ, PYGEOAPI_MONGODB_URI=(
+        'mongodb://admin:s3cret@127.0.0.1:1/'), PYTHONPATH=os.pathsep.join(
+        [str(ROOT)] + sys.path))
+
+    result = subprocess.run(
+        [sys.executable, '-c', UNREACHABLE_CLIENT, str(config)],
+        cwd=ROOT, env=environment, capture_output=True, text=True,
+        timeout=60)
+    status, seconds = json.loads(result.stdout.splitlines()[-1])
+    output = result.stdout + result.stderr
+
+    assert status == 500
+    # Server selection gives up after 0.5 s, far below pymongo's 30 s.
+    assert seconds < 5
+    assert 'MongoDBManagerError' in output
+    assert 'admin:***@127.0.0.1:1' in output
+    assert 's3cret' not in output

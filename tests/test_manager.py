@@ -670,10 +670,10 @@ def test_forked_process_gets_own_client(manager):
 # Leases, lost jobs and retention
 
 def test_running_job_keeps_its_lease(manager_def, tmp_path):
-    manager = MongoDBManager(dict(manager_def, lease_seconds=1))
+    manager = MongoDBManager(dict(manager_def, lease_seconds=2))
     release = tmp_path / 'release'
     job_id = execute(manager, {'wait_for': str(release)}, True)
-    time.sleep(3)
+    time.sleep(5)
 
     assert manager.get_job(job_id)['status'] in ('accepted', 'running')
     release.touch()

@@ -84,6 +84,17 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path) -> None:
         f'{START_TIMEOUT} s; its log is {log}')
 
 
+def stop_process(process: subprocess.Popen, timeout: float = 10) -> int:
+    """Terminate ``process``, kill it after ``timeout`` s; return its code."""
+
+    process.terminate()
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
 def build_ferretdb() -> Path:
     """Build FerretDB from the Go module proxy and return the binary.
 
@@ -182,12 +193,7 @@ def provide_server():
                   file=sys.stderr)
             yield f'mongodb://127.0.0.1:{port}/'
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 def main(argv=None) -> int:

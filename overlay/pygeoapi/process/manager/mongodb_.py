@@ -38,7 +38,7 @@ between releases is detected once, at import:
 - from 0.16, unknown jobs raise ``JobNotFoundError``; before, ``get_job``
   returns ``None`` and ``delete_job`` returns ``False``;
 - from 0.17, ``execute_process`` adds the job before the execution
-  handler runs; before, the handler adds it, in the job's own thread
+  handler runs. Before, the handler adds it, in the job's own thread
   when the job is asynchronous;
 - from 0.18, ``get_jobs`` pages and returns ``{'jobs', 'numberMatched'}``;
   before, it returns the whole list;
@@ -467,6 +467,11 @@ class JobStore:
                 if failures == 1:
                     LOGGER.error(f'Lease renewal on {self.jobs.full_name} '
                                  f'failed, will retry: {err}')
+            except Exception:
+                # The thread must outlive any error: without it, the
+                # leases of this process's jobs lapse and they fail.
+                LOGGER.exception(f'Lease renewal on {self.jobs.full_name} '
+                                 f'failed, will retry')
 
 
 _STORES: Dict[tuple, JobStore] = {}
@@ -488,16 +493,20 @@ def stores() -> list:
 def _forget_stores_after_fork() -> None:
     # A client must not be shared with a forked child (gunicorn
     # --preload). The child creates its own on first use.
-    global _STORES_LOCK
+    # Another thread may have held a lock at the fork, and no thread of
+    # the parent runs in the child to release it, so the locks are new.
+    global _STORES_LOCK, _PENDING_LOCK
     _STORES.clear()
     _STORES_LOCK = threading.Lock()
+    _PENDING_ADDS.clear()
+    _PENDING_LOCK = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_stores_after_fork)
 
 
 class GridFSResultFile:
-    """Where pygeoapi's execution handler writes one result, in GridFS.
+    """One job's result file in GridFS, written by pygeoapi's handler.
 
     pygeoapi's handler writes a result with
     ``(output_dir / filename).open(mode, encoding=...)`` and then stores
