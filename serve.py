@@ -1,8 +1,8 @@
 """Quick start: serve a patched pygeoapi with the MongoDB manager.
 
-One command applies the patch set to a pygeoapi release (the one
-apply.py pins, 0.24.0, from its PyPI sdist unless ``--source`` says
-otherwise), installs it into a virtual environment under ``build/``, and
+One command applies the patch set to a pygeoapi release (0.24.0, the
+one apply.py pins, from its PyPI sdist unless ``--source`` names another
+source), installs it into a virtual environment under ``build/``, and
 serves it with gunicorn on 127.0.0.1 with the ``hello-world`` process::
 
     python serve.py                 # http://127.0.0.1:5000, Ctrl-C stops
@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / 'tools'))
 import mongodb_server  # noqa: E402
 
 PINNED_REF = '0.24.0'  # apply.PINNED_REF; apply.py needs GitPython
-READY_TIMEOUT = 60  # seconds for gunicorn to answer its first request
+READY_TIMEOUT = 60  # seconds until gunicorn responds to its first request
 
 # Releases that need older libraries than pip picks today, because
 # 0.14 and 0.15 predate pydantic 2 and Werkzeug 2.3.
@@ -204,7 +204,7 @@ def wait_until_ready(url: str, process: subprocess.Popen) -> None:
                 return
         except (urllib.error.URLError, OSError):
             time.sleep(0.2)
-    raise SystemExit(f'error: {url} did not answer within '
+    raise SystemExit(f'error: {url} did not respond within '
                      f'{READY_TIMEOUT} s')
 
 

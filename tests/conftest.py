@@ -3,7 +3,7 @@
 The server comes from ``tools/mongodb_server.py``: ``PYGEOAPI_MONGODB_URI``
 when it is set, otherwise ``mongod``, ``ferretdb`` or a FerretDB build,
 started for the session. Without any of them the session stops with a
-message that says how to provide one. Each test gets a database of its
+message that explains how to provide one. Each test gets a database of its
 own, dropped afterwards.
 """
 

@@ -521,8 +521,8 @@ def test_result_stored_in_gridfs(manager, mongo_client, database_name):
 
 
 def test_result_stored_before_success(manager):
-    # A client polling the job must never see it successful without a
-    # result, so each poll that sees success reads the result at once.
+    # A client polling the job must never find it successful without a
+    # result, so each poll that finds success reads the result at once.
     job_ids = [execute(manager, {'mimetype': 'text/plain',
                                  'value': f'job {n}', 'sleep': 0.02}, True)
                for n in range(10)]

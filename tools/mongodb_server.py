@@ -11,7 +11,7 @@ The server comes from the first of these that is available:
 4. FerretDB v1.24.2 built from the Go module proxy with the ``go``
    toolchain, cached under ``~/.cache/pygeoapi-mongodb-manager``.
 
-If none of them is available, ``ServerUnavailableError`` says how to
+If none of them is available, ``ServerUnavailableError`` explains how to
 provide one. Use it from Python as ``with provide_server() as uri:``, or
 from the shell::
 
