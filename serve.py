@@ -59,7 +59,6 @@ server:
   manager:
     name: MongoDB
     connection: ${PYGEOAPI_MONGODB_URI}
-    database: DATABASE
     lease_seconds: LEASE
 logging:
   level: LOGLEVEL
@@ -100,19 +99,23 @@ resources:
 """
 
 
-def config_text(port: int = 5000, database: str = 'job_manager_pygeoapi',
+def config_text(port: int = 5000, database: str = None,
                 lease_seconds: float = 60, log_level: str = 'ERROR') -> str:
     """Return a pygeoapi configuration that uses the MongoDB manager.
 
     The connection stays ``${PYGEOAPI_MONGODB_URI}``, for pygeoapi's own
-    environment substitution to fill in.
+    environment substitution to fill in. Without ``database``, the jobs
+    go to the URI's database or the manager's default.
     """
 
-    replacements = {'PORT': str(port), 'DATABASE': database,
-                    'LEASE': str(lease_seconds), 'LOGLEVEL': log_level}
+    replacements = {'PORT': str(port), 'LEASE': str(lease_seconds),
+                    'LOGLEVEL': log_level}
     text = CONFIG_TEMPLATE
     for name, value in replacements.items():
         text = text.replace(name, value)
+    if database:
+        text = text.replace('    lease_seconds:',
+                            f'    database: {database}\n    lease_seconds:')
     return text
 
 
@@ -128,7 +131,7 @@ def find_python(ref: str, requested: str = None) -> str:
     if (release and int(release.group(1)) < 22) or sys.version_info >= (
             3, 12):
         return sys.executable
-    for name in ('python3.13', 'python3.12'):
+    for name in ('python3.12', 'python3.13'):
         path = shutil.which(name)
         if path and subprocess.run([path, '--version'],
                                    capture_output=True).returncode == 0:
@@ -159,8 +162,9 @@ def install(args) -> Path:
     pip = [str(python), '-m', 'pip', 'install', '--quiet',
            '--disable-pip-version-check']
     if not python.exists():
-        print(f'creating {venv}')
-        run([find_python(args.ref, args.python), '-m', 'venv', str(venv)])
+        base_python = find_python(args.ref, args.python)
+        print(f'creating {venv} with {base_python}')
+        run([base_python, '-m', 'venv', str(venv)])
     run(pip + ['gitpython'])
 
     checkout = ROOT / 'build' / f'pygeoapi-{args.ref}'
@@ -172,7 +176,7 @@ def install(args) -> Path:
     return python
 
 
-def write_site(python: Path, args) -> tuple:
+def write_site(python: Path, uri: str, args) -> tuple:
     """Write the config and OpenAPI document; return both paths."""
 
     site = ROOT / 'build' / f'site-{args.ref}'
@@ -189,7 +193,10 @@ def write_site(python: Path, args) -> tuple:
         'document = json.loads(json.dumps(get_oas(config), default=str))\n'
         'with open(sys.argv[2], "w") as fh:\n'
         '    yaml.safe_dump(document, fh)\n')
-    run([str(python), '-c', script, str(config), str(openapi)])
+    # pygeoapi substitutes ${PYGEOAPI_MONGODB_URI} when it reads the
+    # config, for the OpenAPI document too.
+    run([str(python), '-c', script, str(config), str(openapi)],
+        env=dict(os.environ, **{mongodb_server.URI_VARIABLE: uri}))
     return config, openapi
 
 
@@ -212,36 +219,31 @@ def stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
-def serve(python: Path, config: Path, openapi: Path, args) -> int:
-    """Serve pygeoapi until Ctrl-C or SIGTERM; return the exit code."""
+def serve(python: Path, uri: str, args) -> int:
+    """Serve pygeoapi until gunicorn exits; return its exit code."""
 
-    # SIGTERM stops it the way Ctrl-C does, so both servers are stopped.
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
-    with mongodb_server.provide_server() as uri:
-        env = dict(os.environ, PYGEOAPI_CONFIG=str(config),
-                   PYGEOAPI_OPENAPI=str(openapi),
-                   **{mongodb_server.URI_VARIABLE: uri})
-        gunicorn = subprocess.Popen(
-            [str(python), '-m', 'gunicorn', '--bind',
-             f'127.0.0.1:{args.port}', '--workers', str(args.workers),
-             '--threads', '4', 'pygeoapi.flask_app:APP'],
-            env=env, stdin=subprocess.DEVNULL)
-        base_url = f'http://127.0.0.1:{args.port}'
-        try:
-            wait_until_ready(f'{base_url}/processes?f=json', gunicorn)
-            print(f'Serving pygeoapi {args.ref} with the MongoDB manager '
-                  f'on {base_url} (database {args.database}). Try:\n'
-                  f'  curl -X POST -H "Content-Type: application/json" '
-                  f'-H "Prefer: respond-async" '
-                  f'-d \'{{"inputs": {{"name": "World"}}}}\' '
-                  f'{base_url}/processes/hello-world/execution -i\n'
-                  f'Ctrl-C stops it.', flush=True)
-            return gunicorn.wait()
-        except KeyboardInterrupt:
-            print('stopping', flush=True)
-            return 0
-        finally:
-            mongodb_server.stop_process(gunicorn, timeout=30)
+    config, openapi = write_site(python, uri, args)
+    env = dict(os.environ, PYGEOAPI_CONFIG=str(config),
+               PYGEOAPI_OPENAPI=str(openapi),
+               **{mongodb_server.URI_VARIABLE: uri})
+    gunicorn = subprocess.Popen(
+        [str(python), '-m', 'gunicorn', '--bind', f'127.0.0.1:{args.port}',
+         '--workers', str(args.workers), '--threads', '4',
+         'pygeoapi.flask_app:APP'],
+        env=env, stdin=subprocess.DEVNULL)
+    base_url = f'http://127.0.0.1:{args.port}'
+    try:
+        wait_until_ready(f'{base_url}/processes?f=json', gunicorn)
+        print(f'Serving pygeoapi {args.ref} with the MongoDB manager on '
+              f'{base_url}, jobs at {mongodb_server.redacted(uri)}. Try:\n'
+              f'  curl -X POST -H "Content-Type: application/json" '
+              f'-H "Prefer: respond-async" '
+              f'-d \'{{"inputs": {{"name": "World"}}}}\' '
+              f'{base_url}/processes/hello-world/execution -i\n'
+              f'Ctrl-C stops it.', flush=True)
+        return gunicorn.wait()
+    finally:
+        mongodb_server.stop_process(gunicorn, timeout=30)
 
 
 def main(argv=None) -> int:
@@ -257,9 +259,9 @@ def main(argv=None) -> int:
                         help='TCP port on 127.0.0.1 (default: 5000)')
     parser.add_argument('--workers', type=int, default=2,
                         help='gunicorn worker processes (default: 2)')
-    parser.add_argument('--database', default='job_manager_pygeoapi',
-                        help='MongoDB database of the jobs '
-                             '(default: job_manager_pygeoapi)')
+    parser.add_argument('--database',
+                        help='MongoDB database of the jobs (default: the '
+                             "URI's database, else job_manager_pygeoapi)")
     parser.add_argument('--python',
                         help='interpreter for the virtual environment '
                              '(default: this one, or python3.12+ on PATH '
@@ -267,9 +269,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     python = install(args)
-    config, openapi = write_site(python, args)
+
+    # SIGTERM stops it the way Ctrl-C does, so both servers are stopped.
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
-        return serve(python, config, openapi, args)
+        with mongodb_server.provide_server() as uri:
+            return serve(python, uri, args)
+    except KeyboardInterrupt:
+        print('stopped', flush=True)
+        return 0
     except mongodb_server.ServerUnavailableError as err:
         print(f'error: {err}', file=sys.stderr)
         return 2

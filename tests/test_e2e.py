@@ -45,18 +45,28 @@ def request(method: str, url: str, body: dict = None, headers: dict = None):
         return error.code, error.headers, error.read()
 
 
-@pytest.fixture(scope='module')
-def quick_start(mongodb_uri):
-    """Start ``serve.py``; yield its base URL; stop it afterwards."""
+@pytest.fixture(params=['given-server', 'throwaway-server'])
+def quick_start(request):
+    """Start ``serve.py``; yield its base URL; stop it afterwards.
+
+    With ``PYGEOAPI_MONGODB_URI`` set, the jobs go to the session's
+    server. Without it, ``serve.py`` starts a throwaway server itself.
+    """
 
     port = free_port()
-    command = [sys.executable, str(ROOT / 'serve.py'), '--port', str(port),
-               '--database', f'test_e2e_{uuid.uuid4().hex[:12]}']
+    command = [sys.executable, str(ROOT / 'serve.py'), '--port', str(port)]
     if REF:
         command += ['--ref', REF]
+    environment = dict(os.environ)
+    if request.param == 'given-server':
+        environment['PYGEOAPI_MONGODB_URI'] = request.getfixturevalue(
+            'mongodb_uri')
+        command += ['--database', f'test_e2e_{uuid.uuid4().hex[:12]}']
+    else:
+        environment.pop('PYGEOAPI_MONGODB_URI', None)
     process = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, env=dict(os.environ, PYGEOAPI_MONGODB_URI=mongodb_uri))
+        text=True, env=environment)
     lines = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line)
                                      for line in process.stdout],

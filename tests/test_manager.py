@@ -773,3 +773,76 @@ def test_unreachable_server_fails_fast(caplog):
         # slow machine, yet is ten times less than pymongo's default.
         assert time.monotonic() - started < 3
     assert 'connect failed' in caplog.text
+
+
+# Failures found by trying to break the manager
+
+def test_failed_notification_keeps_result(manager):
+    # pygeoapi marks a job failed, with no location, when the success
+    # notification to a subscriber raises after the job succeeded.
+    job_id = execute(manager, {'mimetype': 'text/plain', 'value': 'kept'})
+
+    assert manager.update_job(job_id, {
+        'status': 'failed', 'location': None,
+        'message': 'notification failed'}) is False
+    assert manager.get_job(job_id)['status'] == 'successful'
+    assert manager.get_job_result(job_id) == ('text/plain', b'kept')
+
+
+def test_concurrent_deletes_of_one_job(manager, server_is_ferretdb):
+    for _ in range(10):
+        job_id = execute(manager, {'mimetype': 'image/png', 'size': 300_000})
+        outcomes = []
+
+        def delete():
+            try:
+                outcomes.append(manager.delete_job(job_id))
+            except Exception as error:  # noqa: B902, collected below
+                outcomes.append(type(error).__name__)
+
+        threads = [threading.Thread(target=delete) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        unknown = ('JobNotFoundError' if RAISES_NOT_FOUND else False)
+        assert set(outcomes) <= {True, unknown}, outcomes
+        assert len(outcomes) == 3
+        if server_is_ferretdb:
+            # FerretDB 1.x reads, then deletes, so two concurrent deletes
+            # can both find the job. Both then report it deleted.
+            assert outcomes.count(True) >= 1
+        else:
+            assert outcomes.count(True) == 1
+        assert_not_found(manager, job_id)
+
+
+def test_duplicate_legacy_identifiers_served(manager, jobs_collection):
+    job = job_metadata(1, 'successful')
+    jobs_collection.insert_one(dict(job))
+    jobs_collection.insert_one(dict(job, message='the copy'))
+    other = job_metadata(2, 'running')
+    jobs_collection.insert_one(dict(other))
+
+    assert len(listed_jobs(manager)) == 3
+    assert manager.get_job(job['identifier'])['identifier'] == (
+        job['identifier'])
+    assert manager.get_job(other['identifier'])['status'] == 'running'
+    assert jobs_collection.count_documents({}) == 3
+
+
+def test_lost_job_result_removed(manager_def, mongo_client, database_name):
+    database = mongo_client[database_name]
+    job = job_metadata(1, 'running')
+    database['jobs'].insert_one(dict(job))
+    database['jobs_leases'].insert_one({
+        '_id': job['identifier'],
+        'expires': datetime.now(timezone.utc) - timedelta(hours=1)})
+    bucket = gridfs.GridFSBucket(database, bucket_name='job_results')
+    bucket.upload_from_stream('echo-lost', b'half-written',
+                              metadata={'identifier': job['identifier']})
+    manager = MongoDBManager(dict(manager_def, lease_seconds=1))
+
+    assert wait_for_status(manager, job['identifier'], ['failed'], 10)
+    assert database['job_results.files'].count_documents({}) == 0

@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -54,6 +55,13 @@ No MongoDB-compatible server is available. Provide one of:
 
 class ServerUnavailableError(RuntimeError):
     """No server could be found, started or built."""
+
+
+def redacted(uri: str) -> str:
+    """Return ``uri`` with its password replaced by ``***``."""
+
+    return re.sub(r'^(mongodb(?:\+srv)?://[^:@/]*):[^@/]*@', r'\1:***@',
+                  uri)
 
 
 def free_port() -> int:

@@ -72,9 +72,11 @@ from typing import Any, Dict, Optional, Tuple
 
 import gridfs
 from bson import ObjectId
+from gridfs.errors import NoFile
 from pymongo import ASCENDING, DESCENDING, MongoClient, uri_parser
 from pymongo.errors import (
-    ConfigurationError, DuplicateKeyError, InvalidURI, PyMongoError
+    ConfigurationError, DuplicateKeyError, InvalidURI, OperationFailure,
+    PyMongoError
 )
 
 import pygeoapi
@@ -312,15 +314,19 @@ class JobStore:
         for keys, options in indexes:
             try:
                 self.jobs.create_index(keys, **options)
-            except DuplicateKeyError as err:
+            except OperationFailure as err:
+                # MongoDB raises DuplicateKeyError here, but FerretDB
+                # raises a plain OperationFailure ("UNIQUE constraint
+                # failed"), so any failure of the unique index counts.
+                if not options.get('unique'):
+                    raise
                 # Jobs written without the unique index may repeat an
                 # identifier. They are kept: lookups then return the
                 # first match, and the operator resolves the duplicates.
                 LOGGER.error(
                     f'Cannot create the unique index on identifier in '
-                    f'{self.jobs.full_name}, because some identifiers '
-                    f'repeat: {err}. Remove the duplicate jobs, then '
-                    f'restart pygeoapi.')
+                    f'{self.jobs.full_name}: {err}. If identifiers repeat, '
+                    f'remove the duplicate jobs, then restart pygeoapi.')
         self.results_files.create_index([('metadata.identifier', ASCENDING)])
         self.leases.create_index([('expires', ASCENDING)])
         LOGGER.info(f'Indexes ready on {self.jobs.full_name}')
@@ -387,16 +393,22 @@ class JobStore:
             }
             if UPDATED_KEY:
                 failed[UPDATED_KEY] = failed[END_KEY]
-            lost = self.jobs.update_many(
-                {'identifier': {'$in': expired},
-                 'status': {'$in': ACTIVE_STATUSES}},
-                {'$set': failed})
+            lost_jobs = {'identifier': {'$in': expired},
+                         'status': {'$in': ACTIVE_STATUSES}}
+            lost = self.jobs.distinct('identifier', lost_jobs)
+            self.jobs.update_many(lost_jobs, {'$set': failed})
             self.leases.delete_many(
                 {'_id': {'$in': expired}, 'expires': {'$lt': now}})
-            if lost.modified_count:
+
+            # A worker killed between storing a result and marking the
+            # job successful leaves a result that nothing would serve.
+            for job_id in lost:
+                self.delete_result(job_id, None)
+            if lost:
                 LOGGER.warning(
-                    f'Marked {lost.modified_count} jobs as failed in '
-                    f'{self.jobs.full_name}: their worker was lost')
+                    f'Marked {len(lost)} jobs as failed in '
+                    f'{self.jobs.full_name}, because their worker was '
+                    f'lost: {", ".join(lost[:10])}')
 
         if self.settings.retention_seconds is not None:
             self.remove_expired(
@@ -436,7 +448,10 @@ class JobStore:
         if isinstance(job_id, str):
             for grid_file in self.results.find(
                     {'metadata.identifier': job_id}):
-                self.results.delete(grid_file._id)
+                try:
+                    self.results.delete(grid_file._id)
+                except NoFile:
+                    pass  # a concurrent deletion of the same job won
 
         if (isinstance(location, str) and location not in ('', 'None')
                 and not location.startswith(GRIDFS_LOCATION_PREFIX)):
@@ -815,9 +830,21 @@ class MongoDBManager(BaseManager):
         LOGGER.warning(f'Job {job_id!r} was not updated: it was deleted '
                        f'or has ended')
         self._call(store.end_lease, f'lease of job {job_id!r}', job_id)
-        if 'location' in update_dict:
-            self._call(store.delete_result, f'cleanup of job {job_id!r}',
-                       job_id, update_dict['location'])
+
+        # A result stored for a job that was deleted, or that a sweep
+        # failed, would never be served. An update without a location,
+        # such as pygeoapi's "failed" after a failed success
+        # notification, must not touch the result of a successful job.
+        location = update_dict.get('location')
+        if location and location != 'None':
+            document = self._call(
+                store.jobs.find_one, f'lookup of job {job_id!r}',
+                {'identifier': job_id}, {'status': 1, 'location': 1})
+            if (document is None
+                    or document.get('status') != JobStatus.successful.value
+                    or document.get('location') != location):
+                self._call(store.delete_result,
+                           f'cleanup of job {job_id!r}', job_id, location)
         return False
 
     def get_job(self, job_id: str) -> Optional[dict]:
