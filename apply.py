@@ -299,6 +299,16 @@ def open_checkout(source, ref, dest):
         except (git.InvalidGitRepositoryError, git.NoSuchPathError):
             raise ApplyError(f'{dest} exists but is not a git checkout. '
                              f'Remove it or pass another --dest.') from None
+
+        # Reusing a checkout of another source would apply the patches
+        # to that source's ref of the same name, without saying so.
+        origin = next((remote.url for remote in repo.remotes
+                       if remote.name == 'origin'), None)
+        if origin is not None and not same_source(origin, source):
+            raise ApplyError(
+                f'{dest} is a checkout of {origin}, not of {source}. '
+                f'Remove it, or pass another --dest, or the same --source '
+                f'as before.')
         commit = resolve_ref(repo, ref)
         if commit is None:
             fetch_ref(repo, source, ref)
@@ -324,6 +334,18 @@ def open_checkout(source, ref, dest):
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return repo, commit, staging
+
+
+def same_source(first, second):
+    """Tell whether two git sources name the same repository."""
+
+    def normalized(source):
+        source = str(source).rstrip('/')
+        if '://' not in source and Path(source).exists():
+            return str(Path(source).resolve())
+        return source.removesuffix('.git')
+
+    return normalized(first) == normalized(second)
 
 
 def fetch_ref(repo, source, ref):

@@ -85,7 +85,7 @@ def cached_sdist_repository(release, tmp_path):
     result = run_apply('--check', '--source', 'sdist', '--ref', release,
                        '--dest', scratch)
     assert result.returncode == 0, result.stderr
-    return apply.CACHE_DIR / 'sdist-repos' / release
+    return apply.CACHE_DIR / apply.SDIST_REPOS / release
 
 
 def status_lines(tree):
@@ -396,3 +396,19 @@ def test_git_clone_default_source(git_source, overlay, tmp_path):
     assert_applied(result, dest, '0.14.0')
     assert f'cloned {git_source}' in result.stdout
     assert 'apply plugin-register-mongodb.diff' in result.stdout
+
+
+def test_checkout_of_other_source_rejected(overlay, tmp_path):
+    dest = tmp_path / 'checkout'
+    first = run_apply('--source', 'sdist', '--ref', '0.20.0', '--dest',
+                      dest, overlay=overlay)
+    assert first.returncode == 0, first.stderr
+    before = snapshot(dest)
+
+    result = run_apply('--source', 'sdist', '--ref', '0.21.0', '--dest',
+                       dest, overlay=overlay)
+
+    assert result.returncode == 1
+    assert 'is a checkout of' in result.stderr
+    assert 'another --dest' in result.stderr
+    assert snapshot(dest) == before

@@ -204,6 +204,27 @@ def provide_server():
             stop_process(process)
 
 
+def wait_for_stop(uri: str = None) -> int:
+    """Wait for Ctrl-C or SIGTERM; return 0, or 1 if the server died.
+
+    With ``uri``, the server that this process started, its port is
+    checked every second, so that a crashed server ends the command.
+    """
+
+    stop = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+    port = int(uri.rstrip('/').rsplit(':', 1)[1]) if uri else None
+    while signal.sigtimedwait(stop, 1) is None:
+        if port is None:
+            continue
+        with socket.socket() as sock:
+            if sock.connect_ex(('127.0.0.1', port)) != 0:
+                print(f'error: the server on 127.0.0.1:{port} stopped '
+                      f'accepting connections', file=sys.stderr)
+                return 1
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     commands = parser.add_subparsers(dest='command', required=True)
@@ -220,13 +241,11 @@ def main(argv=None) -> int:
             print(build_ferretdb())
             return 0
 
+        started_here = not os.environ.get(URI_VARIABLE)
         with provide_server() as uri:
             if args.command == 'serve':
                 print(f'{URI_VARIABLE}={uri}', flush=True)
-                stop = {signal.SIGINT, signal.SIGTERM}
-                signal.pthread_sigmask(signal.SIG_BLOCK, stop)
-                signal.sigwait(stop)
-                return 0
+                return wait_for_stop(uri if started_here else None)
 
             cmd = args.cmd[1:] if args.cmd[:1] == ['--'] else args.cmd
             if not cmd:
