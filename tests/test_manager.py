@@ -846,3 +846,14 @@ def test_lost_job_result_removed(manager_def, mongo_client, database_name):
 
     assert wait_for_status(manager, job['identifier'], ['failed'], 10)
     assert database['job_results.files'].count_documents({}) == 0
+
+
+@pytest.mark.skipif(not RAISES_NOT_FOUND,
+                    reason='before 0.16 an unknown job raises nothing')
+def test_long_identifier_shortened_in_error(manager):
+    from pygeoapi.process.base import JobNotFoundError
+    with pytest.raises(JobNotFoundError) as error:
+        manager.get_job('x' * 100_000)
+
+    assert len(str(error.value)) < 200
+    assert "'xxxx" in str(error.value)

@@ -142,6 +142,16 @@ def redact_uri(uri: str) -> str:
                   str(uri))
 
 
+def shown(job_id, length: int = 80) -> str:
+    """Return ``job_id`` quoted for a message, cut to ``length`` chars.
+
+    Identifiers come from clients, so one may be far too long to log.
+    """
+
+    text = repr(job_id)
+    return text if len(text) <= length else f'{text[:length]}...'
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -665,9 +675,9 @@ class MongoDBManager(BaseManager):
         return job
 
     def _job_not_found(self, job_id):
-        LOGGER.debug(f'Job {job_id!r} not found')
+        LOGGER.debug(f'Job {shown(job_id)} not found')
         if JobNotFoundError is not None:
-            raise JobNotFoundError(f'job {job_id!r} not found')
+            raise JobNotFoundError(f'job {shown(job_id)} not found')
         return None
 
     @staticmethod
@@ -684,7 +694,8 @@ class MongoDBManager(BaseManager):
     def _find_job(self, job_id) -> Optional[dict]:
         job_id = self._identifier(job_id)
         store = self._store()
-        return self._call(store.jobs.find_one, f'lookup of job {job_id!r}',
+        return self._call(store.jobs.find_one,
+                          f'lookup of job {shown(job_id)}',
                           {'identifier': job_id})
 
     def get_jobs(self, status: JobStatus = None, limit: Optional[int] = None,
@@ -762,26 +773,27 @@ class MongoDBManager(BaseManager):
 
         job_id = self._identifier(job_metadata['identifier'])
         if not job_id or '\0' in job_id:
-            raise ValueError(f'invalid job identifier {job_id!r}: it must '
-                             f'be a non-empty string without NUL')
+            raise ValueError(f'invalid job identifier {shown(job_id)}: it '
+                             f'must be a non-empty string without NUL')
         if isinstance(self.output_dir, Path) and re.search(r'[/\\]', job_id):
             # pygeoapi names the result file after the identifier, so a
             # separator would write it outside output_dir.
-            raise ValueError(f'invalid job identifier {job_id!r}: it must '
-                             f'not contain / or \\ when output_dir is set')
+            raise ValueError(f'invalid job identifier {shown(job_id)}: it '
+                             f'must not contain / or \\ when output_dir is '
+                             f'set')
         store = self._store()
 
         # insert_one adds an ObjectId _id to the dict it is given, and
         # pygeoapi goes on using this dict, so a copy is inserted.
         document = dict(job_metadata, identifier=job_id)
-        LOGGER.debug(f'Adding job {job_id!r}')
+        LOGGER.debug(f'Adding job {shown(job_id)}')
         try:
-            self._call(store.jobs.insert_one, f'insert of job {job_id!r}',
+            self._call(store.jobs.insert_one, f'insert of job {shown(job_id)}',
                        document)
         except MongoDBManagerError as err:
             if isinstance(err.__cause__, DuplicateKeyError):
                 raise ValueError(
-                    f'job {job_id!r} exists already: identifiers must be '
+                    f'job {shown(job_id)} exists already: identifiers must be '
                     f'unique') from None
             raise
 
@@ -789,7 +801,8 @@ class MongoDBManager(BaseManager):
         # gives a job without a lease one of its own.
         if document.get('status') in ACTIVE_STATUSES:
             store.own(job_id)
-            self._call(store.add_lease, f'lease of job {job_id!r}', job_id)
+            self._call(store.add_lease, f'lease of job {shown(job_id)}',
+                       job_id)
         with _PENDING_LOCK:
             added = _PENDING_ADDS.get(job_id)
         if added is not None:
@@ -822,20 +835,20 @@ class MongoDBManager(BaseManager):
         if ends:
             changes['_finished_at'] = _utcnow()
 
-        LOGGER.debug(f'Updating job {job_id!r}: {sorted(update_dict)}')
+        LOGGER.debug(f'Updating job {shown(job_id)}: {sorted(update_dict)}')
         result = self._call(
-            store.jobs.update_one, f'update of job {job_id!r}',
+            store.jobs.update_one, f'update of job {shown(job_id)}',
             {'identifier': job_id, 'status': {'$nin': FINAL_STATUSES}},
             {'$set': changes})
         if result.matched_count:
             if ends:
-                self._call(store.end_lease, f'lease of job {job_id!r}',
+                self._call(store.end_lease, f'lease of job {shown(job_id)}',
                            job_id)
             return True
 
-        LOGGER.warning(f'Job {job_id!r} was not updated: it was deleted '
+        LOGGER.warning(f'Job {shown(job_id)} was not updated: it was deleted '
                        f'or has ended')
-        self._call(store.end_lease, f'lease of job {job_id!r}', job_id)
+        self._call(store.end_lease, f'lease of job {shown(job_id)}', job_id)
 
         # A result stored for a job that was deleted, or that a sweep
         # failed, would never be served. An update without a location,
@@ -844,13 +857,13 @@ class MongoDBManager(BaseManager):
         location = update_dict.get('location')
         if location and location != 'None':
             document = self._call(
-                store.jobs.find_one, f'lookup of job {job_id!r}',
+                store.jobs.find_one, f'lookup of job {shown(job_id)}',
                 {'identifier': job_id}, {'status': 1, 'location': 1})
             if (document is None
                     or document.get('status') != JobStatus.successful.value
                     or document.get('location') != location):
                 self._call(store.delete_result,
-                           f'cleanup of job {job_id!r}', job_id, location)
+                           f'cleanup of job {shown(job_id)}', job_id, location)
         return False
 
     def get_job(self, job_id: str) -> Optional[dict]:
@@ -908,11 +921,11 @@ class MongoDBManager(BaseManager):
                 lambda: list(store.results.find(
                     {'metadata.identifier': job_id},
                     sort=[('uploadDate', DESCENDING)], limit=1)),
-                f'lookup of the result of job {job_id!r}')
+                f'lookup of the result of job {shown(job_id)}')
             if not files:
                 self._result_not_found(job_id, f'no file in {location}')
             return self._call(files[0].read,
-                              f'read of the result of job {job_id!r}')
+                              f'read of the result of job {shown(job_id)}')
 
         if not location or location == 'None':
             self._result_not_found(job_id, 'no result location')
@@ -923,7 +936,7 @@ class MongoDBManager(BaseManager):
 
     @staticmethod
     def _result_not_found(job_id: str, reason: str):
-        message = f'result of job {job_id!r} not found: {reason}'
+        message = f'result of job {shown(job_id)} not found: {reason}'
         LOGGER.error(message)
         if JobResultNotFoundError is not None:
             raise JobResultNotFoundError(message)
@@ -943,18 +956,19 @@ class MongoDBManager(BaseManager):
 
         job_id = self._identifier(job_id)
         store = self._store()
-        LOGGER.debug(f'Deleting job {job_id!r}')
+        LOGGER.debug(f'Deleting job {shown(job_id)}')
         document = self._call(
             store.jobs.find_one_and_delete,
-            f'deletion of job {job_id!r}', {'identifier': job_id})
+            f'deletion of job {shown(job_id)}', {'identifier': job_id})
         if document is None:
             self._job_not_found(job_id)
             return False
 
         # The document goes first, so no client sees a job whose result
         # was already deleted.
-        self._call(store.end_lease, f'lease of job {job_id!r}', job_id)
-        self._call(store.delete_result, f'deletion of job {job_id!r} result',
+        self._call(store.end_lease, f'lease of job {shown(job_id)}', job_id)
+        self._call(store.delete_result,
+                   f'deletion of job {shown(job_id)} result',
                    job_id, document.get('location'))
         return True
 
@@ -964,10 +978,10 @@ class MongoDBManager(BaseManager):
             raise MongoDBManagerError(
                 f'result {filename!r} was written outside a job execution')
         store = self._store()
-        LOGGER.debug(f'Storing result of job {job_id!r} in GridFS '
+        LOGGER.debug(f'Storing result of job {shown(job_id)} in GridFS '
                      f'({len(data)} bytes)')
         self._call(store.results.upload_from_stream,
-                   f'upload of the result of job {job_id!r}',
+                   f'upload of the result of job {shown(job_id)}',
                    filename, io.BytesIO(data),
                    metadata={'identifier': job_id})
 
@@ -994,8 +1008,8 @@ class MongoDBManager(BaseManager):
             response = super()._execute_handler_async(p, job_id, *args,
                                                       **kwargs)
             if not added.wait(self.settings.timeout_seconds):
-                LOGGER.warning(f'Job {job_id_text!r} was not added within '
-                               f'{self.settings.timeout_seconds:g} s')
+                LOGGER.warning(f'Job {shown(job_id_text)} was not added '
+                               f'within {self.settings.timeout_seconds:g} s')
             return response
         finally:
             with _PENDING_LOCK:
