@@ -513,7 +513,7 @@ def check_patch(diff_text, planned):
     """Return 'apply', 'already applied' or git's error for one patch.
 
     `planned` maps each path of the patch to its bytes. git apply runs
-    in a scratch repository containing only those files, so the check sees
+    in a scratch repository containing only those files, so the check reads
     the tree as the run will leave it before patching.
     """
 
@@ -630,7 +630,7 @@ def tracked(commit, path):
 # Writing, verifying and reverting.
 
 def carry_out(repo, commit, plan, options, state):
-    """Check out, copy and patch as `plan` says, and record the state."""
+    """Check out, copy and patch as `plan` lists, and record the state."""
 
     root = Path(repo.working_tree_dir)
     if plan.checkout:
@@ -850,7 +850,7 @@ def parse_arguments(argv):
 
 
 def run(options):
-    """Apply, check or revert as `options` says."""
+    """Apply, check or revert, as `options` request."""
 
     if options.revert:
         try:

@@ -1,9 +1,10 @@
 """Quick start: serve a patched pygeoapi with the MongoDB manager.
 
-One command applies the patch set to a pygeoapi release (0.24.0, the
+One command applies the patch set to a pygeoapi release and installs it
+into a virtual environment under ``build/``. The release is 0.24.0, the
 one apply.py pins, from its PyPI sdist unless ``--source`` names another
-source), installs it into a virtual environment under ``build/``, and
-serves it with gunicorn on 127.0.0.1 with the ``hello-world`` process::
+source. gunicorn then serves it on 127.0.0.1 with the ``hello-world``
+process::
 
     python serve.py                 # http://127.0.0.1:5000, Ctrl-C stops
     python serve.py --ref 0.21.0 --port 5050 --workers 4

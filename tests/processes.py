@@ -17,6 +17,14 @@ from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
 BINARY_BLOCK = bytes(range(256))
 MAX_WAIT = 60  # seconds a job waits for its ``wait_for`` file
 
+
+def optional_input(title: str, description: str, schema_type: str) -> dict:
+    """Return the description of an optional input of one value."""
+
+    return {'title': title, 'description': description,
+            'schema': {'type': schema_type}, 'minOccurs': 0, 'maxOccurs': 1}
+
+
 METADATA = {
     'version': '1.0.0',
     'id': 'echo',
@@ -26,41 +34,16 @@ METADATA = {
     'keywords': ['test'],
     'links': [],
     'inputs': {
-        'mimetype': {
-            'title': 'MIME type', 'description': 'of the result',
-            'schema': {'type': 'string'},
-            'minOccurs': 0, 'maxOccurs': 1,
-        },
-        'value': {
-            'title': 'Value', 'description': 'text of the result',
-            'schema': {'type': 'string'},
-            'minOccurs': 0, 'maxOccurs': 1,
-        },
-        'size': {
-            'title': 'Size', 'description': 'bytes of a binary result',
-            'schema': {'type': 'integer'},
-            'minOccurs': 0, 'maxOccurs': 1,
-        },
-        'sleep': {
-            'title': 'Sleep', 'description': 'seconds to wait first',
-            'schema': {'type': 'number'},
-            'minOccurs': 0, 'maxOccurs': 1,
-        },
-        'wait_for': {
-            'title': 'Wait for', 'description': 'file to wait for first',
-            'schema': {'type': 'string'},
-            'minOccurs': 0, 'maxOccurs': 1,
-        },
-        'started': {
-            'title': 'Started', 'description': 'file to create on start',
-            'schema': {'type': 'string'},
-            'minOccurs': 0, 'maxOccurs': 1,
-        },
-        'fail': {
-            'title': 'Fail', 'description': 'raise instead of returning',
-            'schema': {'type': 'boolean'},
-            'minOccurs': 0, 'maxOccurs': 1,
-        },
+        name: optional_input(title, description, schema_type)
+        for name, title, description, schema_type in [
+            ('mimetype', 'MIME type', 'of the result', 'string'),
+            ('value', 'Value', 'text of the result', 'string'),
+            ('size', 'Size', 'bytes of a binary result', 'integer'),
+            ('sleep', 'Sleep', 'seconds to wait first', 'number'),
+            ('wait_for', 'Wait for', 'file to wait for first', 'string'),
+            ('started', 'Started', 'file to create on start', 'string'),
+            ('fail', 'Fail', 'raise instead of returning', 'boolean'),
+        ]
     },
     'outputs': {
         'echo': {

@@ -811,11 +811,11 @@ class MongoDBManager(BaseManager):
 
     def update_job(self, job_id: str, update_dict: dict) -> bool:
         """
-        Update a job in one atomic operation
+        Update a job with one ``update_one``, atomic on MongoDB
 
         A job that was deleted, or that has ended, is not changed. If such
-        an update carries a result location, that result is deleted, so
-        no result outlives its job.
+        an update carries a result location that the stored job does not
+        serve, that result is deleted, so no result outlives its job.
 
         :param job_id: job identifier
         :param update_dict: `dict` of property updates
@@ -891,9 +891,10 @@ class MongoDBManager(BaseManager):
         :raises JobNotFoundError: from pygeoapi 0.16, if the job_id does not
                                   correspond to a known job
         :raises JobResultNotFoundError: if the result cannot be read
-        :returns: `tuple` of MIME type and output: decoded JSON for JSON
-                  MIME types, otherwise `bytes`; ``(None, None)`` for a job
-                  that has not succeeded or, before 0.16, an unknown job
+        :returns: `tuple` of MIME type and output, which is decoded JSON
+                  for JSON MIME types and `bytes` otherwise. It is
+                  ``(None, None)`` for a job that has not succeeded and,
+                  before 0.16, for an unknown job.
         """
 
         document = self._find_job(job_id)
